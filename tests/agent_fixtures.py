@@ -1,0 +1,1 @@
+"""Fixtures for tests that run a real agent server with the scripted LLM."""
