@@ -62,8 +62,12 @@ def send_message(conversation, text):
     if conversation.is_ended:
         raise SessionEnded()
 
+    runtime = get_runtime()
+    if runtime.runs_agents:
+        # Before the message is stored, so its frame already says that more events will follow.
+        set_status(conversation.id, Status.RUNNING, "The agent is working on a new message.")
     event = record_user_message(conversation.id, text)
-    get_runtime().send_message(conversation, text)
+    runtime.send_message(conversation, text)
     return event
 
 

@@ -8,6 +8,9 @@ logger = logging.getLogger(__name__)
 
 
 class DisabledRuntime:
+    # Nothing ever answers, so sending a message does not make the session busy.
+    runs_agents = False
+
     def check_available(self):
         pass
 
