@@ -234,6 +234,15 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await database_sync_to_async(services.send_message)(self.conversation, content)
 
 
+class UnknownPathConsumer(AsyncWebsocketConsumer):
+    """Closes WebSockets on paths other than /ws/{conversation_id} with 4004."""
+
+    async def connect(self):
+        await self.accept()
+        logger.info("WebSocket on unknown path %s closed", self.scope.get("path"))
+        await self.close(CLOSE_NOT_FOUND)
+
+
 def parse_command(text):
     """Return `{"type": ..., ...}` for a client text frame; raise BadInput if it is invalid.
 

@@ -280,3 +280,9 @@ async def test_http_upgrade_not_refused(daphne, alice):
         await close_code(f"{daphne.ws_url}/ws/{'f' * 32}")
     except InvalidStatus as error:
         pytest.fail(f"Handshake refused with HTTP {error.response.status_code}")
+
+
+async def test_unknown_path_closes_4004(daphne, alice):
+    code = await close_code(f"{daphne.ws_url}/elsewhere", additional_headers=auth(alice[1]))
+
+    assert code == 4004
