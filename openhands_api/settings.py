@@ -74,8 +74,8 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [REDIS_URL],
-                # An agent turn can emit hundreds of events in a burst; a slow socket must not
-                # make group_send drop them, and the database stays the record either way.
+                # An agent turn can emit hundreds of events in a burst, so a slow socket's
+                # channel needs room for them. The database stays the record either way.
                 "capacity": 1000,
                 "expiry": 60,
                 "group_expiry": 86400,
@@ -96,7 +96,7 @@ REST_FRAMEWORK = {
 
 # Largest request body accepted, in bytes; a larger one gets a JSON 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = config.env_int("OPENHANDS_API_MAX_BODY_BYTES", 1_048_576, minimum=1024)
-# Longest user message accepted, in characters, over REST and WebSocket alike.
+# Maximum length of a user message, in characters, over REST and WebSocket alike.
 MAX_MESSAGE_CHARS = config.env_int("OPENHANDS_API_MAX_MESSAGE_CHARS", 100_000, minimum=1)
 # Largest WebSocket text frame accepted from a client, in bytes.
 WEBSOCKET_MAX_FRAME_BYTES = config.env_int(

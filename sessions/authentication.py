@@ -20,5 +20,5 @@ class TokenAuthentication(authentication.BaseAuthentication):
         return user, token
 
     def authenticate_header(self, request):
-        # Makes DRF answer 401 (not 403) with this challenge when credentials are missing.
+        # DRF returns 401 (not 403) with this challenge when credentials are missing.
         return "Bearer"

@@ -2,7 +2,7 @@
 
 Server frames are `{"events": [...], "has_more": bool}`. On connect the consumer joins the
 conversation's group first and reads stored events second, so no event falls between the replay
-and the live stream; live events it has already sent are dropped, and a gap in the live stream is
+and the live stream. Live events it has already sent are dropped, and a gap in the live stream is
 filled from the database.
 """
 import asyncio
@@ -27,7 +27,7 @@ CLOSE_UNAUTHORIZED = 4001
 CLOSE_FORBIDDEN_ORIGIN = 4003
 CLOSE_NOT_FOUND = 4004
 
-# Most events in one frame, and how long a live event may wait for others to share its frame.
+# Maximum events in one frame, and how long a live event may wait for others to share its frame.
 MAX_EVENTS_PER_FRAME = 100
 BATCH_DELAY_SECONDS = 0.02
 
@@ -246,8 +246,8 @@ class UnknownPathConsumer(AsyncWebsocketConsumer):
 def parse_command(text):
     """Return `{"type": ..., ...}` for a client text frame; raise BadInput if it is invalid.
 
-    A JSON string is a message, a JSON object is a command, and any other text is a message as
-    it stands.
+    A JSON string is a message, a JSON object is a command, and any other text is the message
+    text unchanged.
     """
     try:
         value = json.loads(text)

@@ -9,6 +9,7 @@ from http import HTTPStatus
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
 
@@ -49,7 +50,7 @@ def api_exception_handler(exc, context):
 
     response = exception_handler(exc, context)
     if response is None:
-        # Not an API exception: let the middleware log it and answer 500.
+        # Not an API exception: the middleware logs it and returns 500.
         return None
 
     errors = None
@@ -142,17 +143,27 @@ class JsonErrorMiddleware:
         return {name: response[name] for name in ("Allow", "WWW-Authenticate") if name in response}
 
 
+# Django calls these for errors raised outside DRF views on every path, so the admin's pages
+# get Django's own HTML error pages here.
 def handler404(request, exception=None):
+    if not is_api_path(request.path):
+        return defaults.page_not_found(request, exception)
     return error_response(404)
 
 
 def handler500(request):
+    if not is_api_path(request.path):
+        return defaults.server_error(request)
     return error_response(500)
 
 
 def handler400(request, exception=None):
+    if not is_api_path(request.path):
+        return defaults.bad_request(request, exception)
     return error_response(400)
 
 
 def handler403(request, exception=None):
+    if not is_api_path(request.path):
+        return defaults.permission_denied(request, exception)
     return error_response(403)

@@ -6,7 +6,7 @@ from rest_framework import serializers
 from sessions.models import Conversation, Status
 
 # GitHub's rules: an owner is 1-39 letters, digits or single hyphens, not starting or ending with
-# a hyphen; a repository name is 1-100 letters, digits, '.', '-' or '_', and not '.' or '..'.
+# a hyphen. A repository name is 1-100 letters, digits, '.', '-' or '_', and not '.' or '..'.
 REPOSITORY_PATTERN = re.compile(
     r"^(?P<owner>[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38})/(?P<name>[A-Za-z0-9._-]{1,100})$"
 )

@@ -1,4 +1,4 @@
-"""What happens to a session: creation, messages, status changes, interruption and the end.
+"""Session operations: creation, messages, status changes, interruption and the end.
 
 REST views, the WebSocket consumer, the admin and the agent runtime all go through these
 functions, so each change has one implementation.
@@ -64,7 +64,7 @@ def send_message(conversation, text):
 
     runtime = get_runtime()
     if runtime.runs_agents:
-        # Before the message is stored, so its frame already says that more events will follow.
+        # Set before the message is stored, so its frame already has has_more set to true.
         set_status(conversation.id, Status.RUNNING, "The agent is working on a new message.")
     event = record_user_message(conversation.id, text)
     runtime.send_message(conversation, text)

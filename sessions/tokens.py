@@ -34,7 +34,7 @@ def token_from_header(value):
 
 
 def owner_for_token(token):
-    """Return the user the token belongs to; raise InvalidToken if it belongs to nobody."""
+    """Return the user the token belongs to; raise InvalidToken if it is not a valid key."""
     try:
         key = ApiKey.objects.get_from_key(token)
     except ApiKey.DoesNotExist:
@@ -52,7 +52,7 @@ def owner_for_token(token):
 
 
 def open_mode_owner(token):
-    # A hash, never the token itself, names the user, so isolation between tokens holds and
+    # A hash, never the token itself, names the user, so each token gets its own sessions and
     # the admin never shows a token.
     digest = hashlib.sha256(token.encode()).hexdigest()[:32]
     user, created = get_user_model().objects.get_or_create(

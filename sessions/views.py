@@ -35,7 +35,7 @@ class SessionPagination(pagination.PageNumberPagination):
 
 
 class SessionViewSet(viewsets.ViewSet):
-    """Sessions of the caller; another owner's session is answered exactly like a missing one."""
+    """Sessions of the caller. Another owner's session gets the same 404 as a missing one."""
 
     lookup_field = "conversation_id"
     lookup_value_regex = "[^/]+"
@@ -102,7 +102,7 @@ class SessionViewSet(viewsets.ViewSet):
         after = query.validated_data["after"]
         limit = query.validated_data["limit"]
 
-        # One extra row tells whether another page follows.
+        # One extra row shows whether another page follows.
         rows = list(conversation.events.filter(seq__gt=after).order_by("seq")[: limit + 1])
         return Response(
             {"events": [event.to_wire() for event in rows[:limit]], "has_more": len(rows) > limit}
@@ -133,7 +133,7 @@ class SessionViewSet(viewsets.ViewSet):
 
 @require_safe
 def healthz(request):
-    """Report 200 when the database answers a query, 503 with the reason otherwise."""
+    """Return 200 when a database query succeeds, 503 with the reason otherwise."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
