@@ -1,0 +1,81 @@
+"""Relay leases: which API server process relays a live conversation's agent events.
+
+A lease is two columns of the conversation row, `relay_owner` and `relay_lease_expires_at`,
+changed by conditional UPDATEs, so PostgreSQL (or SQLite, for one machine) decides atomically who
+wins a race. The database, not Redis, keeps leases because it is the record the relays write to:
+a Redis restart must not hand every conversation to a second relay, and expiry is measured on the
+database server's clock, so processes on machines with skewed clocks still agree.
+
+The owner renews its leases every few seconds. When it dies, its leases expire and another
+process claims them; the new relay backfills from the agent server, and the upstream event id
+being unique per conversation keeps a brief overlap of two relays from storing anything twice.
+"""
+import logging
+import os
+import socket
+import uuid
+from datetime import timedelta
+
+from django.db.models import DateTimeField, ExpressionWrapper, Q
+from django.db.models.functions import Now
+
+from sessions.models import Conversation, Status
+
+logger = logging.getLogger(__name__)
+
+# This process's name in relay_owner: host, process id, and a random part for reused ids.
+PROCESS_IDENTITY = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def expires_in(seconds):
+    return ExpressionWrapper(Now() + timedelta(seconds=seconds), output_field=DateTimeField())
+
+
+def claimable():
+    """Return the filter of leases that nobody holds or whose holder stopped renewing."""
+    return (
+        Q(relay_owner="")
+        | Q(relay_lease_expires_at__isnull=True)
+        | Q(relay_lease_expires_at__lt=Now())
+    )
+
+
+def live_with_agent():
+    return Conversation.objects.exclude(status=Status.ENDED).exclude(upstream_id="")
+
+
+def claim(conversation_id, seconds, owner=PROCESS_IDENTITY):
+    """Take or renew the lease of one live conversation; return True if this owner holds it."""
+    claimed = (
+        live_with_agent()
+        .filter(pk=conversation_id)
+        .filter(claimable() | Q(relay_owner=owner))
+        .update(relay_owner=owner, relay_lease_expires_at=expires_in(seconds))
+    )
+    if claimed:
+        logger.debug("Lease of %s held by %s", conversation_id, owner)
+    return bool(claimed)
+
+
+def renew(conversation_ids, seconds, owner=PROCESS_IDENTITY):
+    """Extend this owner's leases; return the ids it still holds (ended ones are dropped)."""
+    held = live_with_agent().filter(pk__in=list(conversation_ids), relay_owner=owner)
+    held.update(relay_lease_expires_at=expires_in(seconds))
+    return set(held.values_list("pk", flat=True))
+
+
+def claim_orphans(seconds, limit, owner=PROCESS_IDENTITY):
+    """Claim up to `limit` live conversations whose lease is free or expired; return their ids."""
+    candidates = list(
+        live_with_agent().filter(claimable()).order_by("created_at").values_list("pk", flat=True)[:limit]
+    )
+    claimed = [pk for pk in candidates if claim(pk, seconds, owner)]
+    if claimed:
+        logger.info("Process %s took over the relays of %s session(s)", owner, len(claimed))
+    return claimed
+
+
+def release(conversation_id, owner=PROCESS_IDENTITY):
+    Conversation.objects.filter(pk=conversation_id, relay_owner=owner).update(
+        relay_owner="", relay_lease_expires_at=None
+    )
