@@ -73,7 +73,9 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py 8 reads with a 5 s socket timeout by default, the same as the 5 s
+                # blocking pop that channels-redis waits on, so idle receives failed at random.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
                 # An agent turn can emit hundreds of events in a burst, so a slow socket's
                 # channel needs room for them. The database stays the record either way.
                 "capacity": 1000,

@@ -27,6 +27,10 @@ CLOSE_UNAUTHORIZED = 4001
 CLOSE_FORBIDDEN_ORIGIN = 4003
 CLOSE_NOT_FOUND = 4004
 
+# Seconds between attempts to receive from a channel layer that failed (Redis down), doubling.
+LAYER_RETRY_FIRST_SECONDS = 0.5
+LAYER_RETRY_MAX_SECONDS = 10
+
 # Maximum events in one frame, and how long a live event may wait for others to share its frame.
 MAX_EVENTS_PER_FRAME = 100
 BATCH_DELAY_SECONDS = 0.02
@@ -45,6 +49,44 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     pending_working = False
     flush_handle = None
     send_lock = None
+
+    # Channels assigns the layer's receive function to `channel_receive` before dispatching; the
+    # setter keeps it and the consumer waits on a version that survives a Redis restart.
+    @property
+    def channel_receive(self):
+        return self.receive_from_layer
+
+    @channel_receive.setter
+    def channel_receive(self, receive):
+        self.layer_receive = receive
+
+    async def receive_from_layer(self):
+        """Wait for the next channel-layer message, riding out failures of the layer."""
+        delay = LAYER_RETRY_FIRST_SECONDS
+        while True:
+            try:
+                return await self.layer_receive()
+            except Exception as error:
+                session = self.conversation.id if self.conversation else None
+                logger.warning(
+                    "Channel layer failed for session %s (%s); retrying in %s s", session, error, delay
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, LAYER_RETRY_MAX_SECONDS)
+            await self.rejoin_group()
+
+    async def rejoin_group(self):
+        # A restarted Redis has forgotten group memberships and the events sent meanwhile: join
+        # again, then catch up from the database.
+        if self.conversation is None:
+            return
+        try:
+            await self.channel_layer.group_add(group_name(self.conversation.id), self.channel_name)
+        except Exception as error:
+            logger.debug("Rejoining the group of %s failed: %s", self.conversation.id, error)
+            return
+        logger.info("WebSocket of session %s rejoined its group", self.conversation.id)
+        await self.send_stored_events(final=False)
 
     async def connect(self):
         self.pending = []

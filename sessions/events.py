@@ -103,6 +103,6 @@ def send_to_group(conversation_id, message):
         return
     try:
         async_to_sync(layer.group_send)(group_name(conversation_id), message)
-    except Exception:
-        # Sockets catch up from the database on their next event or reconnect.
-        logger.exception("Could not notify the sockets of conversation %s", conversation_id)
+    except Exception as error:
+        # Sockets catch up from the database when the layer is back or on their next event.
+        logger.warning("Could not notify the sockets of conversation %s: %s", conversation_id, error)
