@@ -66,14 +66,33 @@ def env_list(name, default=()):
     return items or list(default)
 
 
+# Schemes whose URLs name a filesystem path instead of a host, such as unix:///run/redis.sock.
+PATH_SCHEMES = {"file", "unix"}
+
+
+def is_valid_url(raw, schemes):
+    """Return whether `raw` has one of `schemes`, a host (or a path) and a numeric port if any."""
+    parts = urlsplit(raw)
+    if parts.scheme not in schemes:
+        return False
+    if parts.scheme in PATH_SCHEMES:
+        has_location = bool(parts.netloc) or bool(parts.path)
+    else:
+        has_location = bool(parts.netloc)
+    try:
+        # Raises ValueError for a port that is not a number from 0 to 65535.
+        parts.port
+    except ValueError:
+        return False
+    return has_location
+
+
 def env_url(name, schemes, default=""):
     """Return the URL in `name`, or `default`; reject a malformed URL or an unexpected scheme."""
     raw = env_str(name, default)
     if not raw:
         return raw
-    parts = urlsplit(raw)
-    has_location = bool(parts.netloc) or (parts.scheme == "file" and bool(parts.path))
-    if parts.scheme not in schemes or not has_location:
+    if not is_valid_url(raw, schemes):
         raise ImproperlyConfigured(
             f"{name} must be a URL starting with one of {', '.join(s + '://' for s in schemes)}, "
             f"got {raw!r}."
@@ -83,8 +102,7 @@ def env_url(name, schemes, default=""):
 
 def env_url_list(name, schemes):
     for item in env_list(name):
-        parts = urlsplit(item)
-        if parts.scheme not in schemes or not parts.netloc:
+        if not is_valid_url(item, schemes):
             raise ImproperlyConfigured(
                 f"{name} must be a comma-separated list of URLs starting with one of "
                 f"{', '.join(s + '://' for s in schemes)}, got {item!r}."

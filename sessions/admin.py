@@ -4,6 +4,7 @@ import uuid
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
@@ -86,7 +87,12 @@ class ConversationAdmin(admin.ModelAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         token = events_page_number.set(request.GET.get(EVENTS_PAGE_PARAMETER, "1"))
         try:
-            return super().change_view(request, object_id, form_url, extra_context)
+            response = super().change_view(request, object_id, form_url, extra_context)
+            # A TemplateResponse renders after this method returns, when the page number is
+            # reset, so render it here while events_table can still read the number.
+            if isinstance(response, TemplateResponse):
+                response.render()
+            return response
         finally:
             events_page_number.reset(token)
 

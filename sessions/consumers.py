@@ -293,6 +293,8 @@ def parse_command(text):
     """
     try:
         value = json.loads(text)
+    except RecursionError:
+        raise BadInput("Frame is JSON nested too deeply.") from None
     except ValueError:
         return {"type": "message", "content": text}
 

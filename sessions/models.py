@@ -1,4 +1,5 @@
 import datetime
+import re
 import uuid
 
 from django.conf import settings
@@ -25,15 +26,16 @@ class Source(models.TextChoices):
     ENVIRONMENT = "environment"
 
 
+HEX_ID_PATTERN = re.compile(r"[0-9a-fA-F]{32}")
+
+
 def parse_conversation_id(value):
     """Return the UUID that a path names as 32 hex digits (dashes allowed), or None."""
     text = value.replace("-", "")
-    if len(text) != 32:
+    # uuid.UUID() would also accept signs, underscores and spaces, which int() parses.
+    if not HEX_ID_PATTERN.fullmatch(text):
         return None
-    try:
-        return uuid.UUID(hex=text)
-    except ValueError:
-        return None
+    return uuid.UUID(hex=text)
 
 
 class Conversation(models.Model):

@@ -35,20 +35,34 @@ def token_from_header(value):
 
 def owner_for_token(token):
     """Return the user the token belongs to; raise InvalidToken if it is not a valid key."""
-    try:
-        key = ApiKey.objects.get_from_key(token)
-    except ApiKey.DoesNotExist:
-        key = None
+    # PostgreSQL rejects NUL in query parameters with a ValueError, and no key contains control
+    # characters, so reject them before the lookup.
+    if not token.isprintable():
+        raise InvalidToken("Malformed API key: it contains control characters.")
 
-    if key is not None and not key.has_expired and key.user.is_active:
-        return key.user
+    key = matching_key(token)
+    if key is None:
+        if settings.ALLOW_ANY_TOKEN:
+            return open_mode_owner(token)
+        raise InvalidToken("Invalid API key: it is unknown.")
 
-    if settings.ALLOW_ANY_TOKEN:
-        return open_mode_owner(token)
-
-    if key is not None and key.has_expired:
+    # A real key that is no longer valid stays rejected in open mode too.
+    if key.revoked:
+        raise InvalidToken(f"API key {key.prefix} has been revoked: ask for a new key.")
+    if key.has_expired:
         raise InvalidToken(f"API key {key.prefix} has expired: ask for a new key.")
-    raise InvalidToken("Invalid API key: it is unknown or revoked.")
+    if not key.user.is_active:
+        raise InvalidToken(f"The owner of API key {key.prefix} is inactive.")
+    return key.user
+
+
+def matching_key(token):
+    """Return the stored key, revoked or not, whose hash matches the token, or None."""
+    prefix, _, _ = token.partition(".")
+    for key in ApiKey.objects.filter(prefix=prefix).select_related("user"):
+        if key.is_valid(token):
+            return key
+    return None
 
 
 def open_mode_owner(token):
