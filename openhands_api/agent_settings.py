@@ -24,3 +24,14 @@ LLM_RETRY_MIN_WAIT = config.env_int("LLM_RETRY_MIN_WAIT", 1, minimum=0)
 LLM_RETRY_MAX_WAIT = config.env_int("LLM_RETRY_MAX_WAIT", 4, minimum=0)
 
 GIT_BASE_URL = config.env_url("GIT_BASE_URL", ("http", "https", "file"), "https://github.com")
+
+# Seconds a relay lease lasts without renewal. Another process takes over a dead owner's
+# conversations after at most this long; the owner renews every third of it.
+RELAY_LEASE_SECONDS = config.env_int("OPENHANDS_API_RELAY_LEASE_SECONDS", 15, minimum=3)
+
+# Agent server executable for the embedded server (default: agent-server beside Python).
+OPENHANDS_AGENT_SERVER_EXECUTABLE = config.env_str("OPENHANDS_AGENT_SERVER_EXECUTABLE") or None
+# Root of the workspaces on external agent servers, on their hosts.
+OPENHANDS_AGENT_SERVER_WORKSPACE_ROOT = config.env_str(
+    "OPENHANDS_AGENT_SERVER_WORKSPACE_ROOT", "/workspace/openhands-api"
+)

@@ -31,25 +31,58 @@ def expires_in(seconds):
     return ExpressionWrapper(Now() + timedelta(seconds=seconds), output_field=DateTimeField())
 
 
-def claimable():
+def claimable(dead_owners=()):
     """Return the filter of leases that nobody holds or whose holder stopped renewing."""
-    return (
+    condition = (
         Q(relay_owner="")
         | Q(relay_lease_expires_at__isnull=True)
         | Q(relay_lease_expires_at__lt=Now())
     )
+    if dead_owners:
+        condition |= Q(relay_owner__in=list(dead_owners))
+    return condition
+
+
+def dead_local_owners():
+    """Return lease owners on this host whose process has exited.
+
+    Their leases can be taken at once instead of after expiry, so a restarted server resumes
+    its relays without waiting.
+    """
+    prefix = f"{socket.gethostname()}:"
+    owners = (
+        live_with_agent()
+        .filter(relay_owner__startswith=prefix)
+        .exclude(relay_owner=PROCESS_IDENTITY)
+        .values_list("relay_owner", flat=True)
+        .distinct()
+    )
+    return [owner for owner in owners if not process_exists(owner.split(":")[1])]
+
+
+def process_exists(pid_text):
+    try:
+        os.kill(int(pid_text), 0)
+    except ValueError:
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        # The process exists but belongs to another user.
+        return True
+    return True
 
 
 def live_with_agent():
     return Conversation.objects.exclude(status=Status.ENDED).exclude(upstream_id="")
 
 
-def claim(conversation_id, seconds, owner=PROCESS_IDENTITY):
+def claim(conversation_id, seconds, owner=PROCESS_IDENTITY, dead_owners=()):
     """Take or renew the lease of one live conversation; return True if this owner holds it."""
     claimed = (
         live_with_agent()
         .filter(pk=conversation_id)
-        .filter(claimable() | Q(relay_owner=owner))
+        .filter(claimable(dead_owners) | Q(relay_owner=owner))
         .update(relay_owner=owner, relay_lease_expires_at=expires_in(seconds))
     )
     if claimed:
@@ -66,10 +99,14 @@ def renew(conversation_ids, seconds, owner=PROCESS_IDENTITY):
 
 def claim_orphans(seconds, limit, owner=PROCESS_IDENTITY):
     """Claim up to `limit` live conversations whose lease is free or expired; return their ids."""
+    dead_owners = dead_local_owners() if owner == PROCESS_IDENTITY else []
     candidates = list(
-        live_with_agent().filter(claimable()).order_by("created_at").values_list("pk", flat=True)[:limit]
+        live_with_agent()
+        .filter(claimable(dead_owners))
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
     )
-    claimed = [pk for pk in candidates if claim(pk, seconds, owner)]
+    claimed = [pk for pk in candidates if claim(pk, seconds, owner, dead_owners)]
     if claimed:
         logger.info("Process %s took over the relays of %s session(s)", owner, len(claimed))
     return claimed
