@@ -59,7 +59,8 @@ def title_from_message(message):
 
 def send_message(conversation, text):
     """Store the user's message as an event and hand it to the agent."""
-    if conversation.is_ended:
+    # The caller's copy may be older than an end through another request or process.
+    if conversation.is_ended or is_ended(conversation.pk):
         raise SessionEnded()
 
     runtime = get_runtime()
@@ -69,6 +70,10 @@ def send_message(conversation, text):
     event = record_user_message(conversation.id, text)
     runtime.send_message(conversation, text)
     return event
+
+
+def is_ended(conversation_id):
+    return Conversation.objects.filter(pk=conversation_id, status=Status.ENDED).exists()
 
 
 def record_user_message(conversation_id, text):
