@@ -217,6 +217,7 @@ class AgentServerRuntime:
             self._pending_tokens.pop(conversation_id, None)
 
             if message:
+                self._expect_run(conversation_id)
                 await client.send_message(upstream_id, message)
             else:
                 await self._store.set_status(conversation_id, "idle", "The agent is ready.")
@@ -252,6 +253,7 @@ class AgentServerRuntime:
                 return
             try:
                 client = await self._client(server_url)
+                self._expect_run(conversation_id)
                 await client.send_message(upstream_id, text)
             except AgentServerError as error:
                 await self._fail(conversation_id, f"The message could not be sent to the agent: {error}", "SendFailed")
@@ -327,6 +329,11 @@ class AgentServerRuntime:
             logger.debug("Relay of session %s runs in another process", conversation_id)
             return
         self._start_relay(conversation_id, server_url, upstream_id, **options)
+
+    def _expect_run(self, conversation_id):
+        relay = self._relays.get(conversation_id)
+        if relay is not None:
+            relay.expect_run()
 
     def _forget_relay(self, conversation_id, relay):
         if self._relays.get(conversation_id) is relay:

@@ -51,6 +51,9 @@ class EventRelay:
         self._store = store
         self._llm = llm
         self._apply_snapshot = apply_first_snapshot
+        # True from the delivery of a message until the agent server reports running, while a
+        # snapshot taken before the delivery would report the previous turn's end as current.
+        self._run_expected = False
         self._seen = set()
         # The newest upstream timestamp seen, as the server wrote it (naive, its local time).
         self._cursor = None
@@ -60,6 +63,10 @@ class EventRelay:
 
     def stop(self):
         self._stopping = True
+
+    def expect_run(self):
+        """Note that a message is being delivered, so the agent is about to run."""
+        self._run_expected = True
 
     async def run(self):
         if self._cursor is None:
@@ -163,6 +170,8 @@ class EventRelay:
         if not self._apply_snapshot:
             self._apply_snapshot = True
             return
+        if status == "idle" or (self._run_expected and status not in ("running", "error")):
+            return
         if status in STATUS_DESCRIPTIONS:
             await self._store.set_status(self.conversation_id, status, STATUS_DESCRIPTIONS[status])
 
@@ -170,6 +179,12 @@ class EventRelay:
         # A replayed status change is older than the snapshot, which already gave the status.
         if self._snapshot_time and event.timestamp and event.timestamp < self._snapshot_time:
             return
+        # The agent server passes through "idle" between accepting a new message and running
+        # it. The API set "running" when it accepted the message, and passing the transient
+        # idle on would tell clients (has_more false) that the turn is over before it began.
+        if event.data["status"] == "idle":
+            return
+        self._run_expected = False
         await self._store.set_status(self.conversation_id, event.data["status"], event.content)
 
     def _advance_cursor(self, timestamp):
