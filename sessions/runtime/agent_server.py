@@ -4,6 +4,7 @@ Its public methods are synchronous and called from request threads. They hand th
 one background event loop, which owns the HTTP clients, the relays and the session start-up.
 """
 import asyncio
+import atexit
 import logging
 
 import httpx
@@ -112,12 +113,20 @@ class AgentServerRuntime:
         """Restart the relays of all live sessions; called once when a server process starts."""
         if self._embedded is not None:
             self._embedded.start()
+        # Registered after the embedded server's own exit handler, so it runs first: relays
+        # stop before the server does and record no outage at an orderly exit.
+        atexit.register(self.shutdown)
         self._loop.submit(self._start_lease_keeper())
 
     def shutdown(self):
         """Stop relays and the embedded server; for tests and orderly exits."""
+        for relay in list(self._relays.values()):
+            relay.stop()
         try:
             self._loop.run(self._stop_all_relays(), timeout=CALL_TIMEOUT_SECONDS)
+        except Exception as error:
+            # At interpreter exit the worker threads are gone; the leases then expire instead.
+            logger.info("Relays stopped without releasing their leases: %s", error)
         finally:
             if self._embedded is not None:
                 self._embedded.stop()
@@ -347,7 +356,10 @@ class AgentServerRuntime:
         task = self._relay_tasks.pop(conversation_id, None)
         if relay is None:
             return
-        await run_orm(leases.release, conversation_id)
+        try:
+            await run_orm(leases.release, conversation_id)
+        except Exception as error:
+            logger.info("Lease of session %s not released (%s); it will expire", conversation_id, error)
         relay.stop()
         task.cancel()
         try:

@@ -60,6 +60,8 @@ class EventRelay:
         self._snapshot_time = None
         self._stopping = False
         self._outage_reported = False
+        # The agent server of the latest connection attempt, named when it cannot be reached.
+        self._base_url = None
 
     def stop(self):
         self._stopping = True
@@ -89,6 +91,7 @@ class EventRelay:
 
     async def _follow(self):
         base_url, api_key = await self._server()
+        self._base_url = base_url
         url = self._socket_url(base_url)
 
         async with websockets.connect(
@@ -194,6 +197,8 @@ class EventRelay:
             self._cursor = timestamp
 
     async def _report_outage(self, error):
+        if self._stopping:
+            return
         logger.warning(
             "Relay of conversation %s lost the agent server: %s: %s",
             self.conversation_id, type(error).__name__, error,
@@ -210,6 +215,9 @@ class EventRelay:
         )
 
     async def _server_url_for_message(self):
+        # Asking `server` again would wait for a restarting embedded server to be ready.
+        if self._base_url:
+            return self._base_url
         try:
             base_url, _ = await asyncio.wait_for(self._server(), timeout=1)
         except Exception:

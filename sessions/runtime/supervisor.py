@@ -115,6 +115,7 @@ class EmbeddedAgentServer:
                 logger.warning("Agent server pid %s ignored SIGTERM; killing it", process.pid)
                 process.kill()
                 process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            self.stop_tmux_servers()
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
@@ -170,6 +171,7 @@ class EmbeddedAgentServer:
                 self._wait_until_ready()
                 exit_code = self._process.wait()
                 self._ready.clear()
+                self.stop_tmux_servers()
                 if self._stopping.is_set():
                     return
                 self.last_error = f"The agent server exited with code {exit_code}."
@@ -187,6 +189,27 @@ class EmbeddedAgentServer:
     @property
     def log_path(self):
         return self.state_dir / "agent-server.log"
+
+    @property
+    def tmux_dir(self):
+        path = self.state_dir / "tmux"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def stop_tmux_servers(self):
+        """Stop the tmux servers that the agent server's terminals left behind."""
+        tmux = shutil.which("tmux")
+        if tmux is None:
+            return
+        sockets = [path for path in self.tmux_dir.glob("tmux-*/*") if path.is_socket()]
+        for path in sockets:
+            subprocess.run(
+                [tmux, "-S", str(path), "kill-server"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10, check=False,
+            )
+            path.unlink(missing_ok=True)
+        if sockets:
+            logger.info("Stopped %s tmux server(s) left by the agent server", len(sockets))
 
     def environment(self):
         """Build the server's environment from scratch: its agents' shells inherit it."""
@@ -210,6 +233,9 @@ class EmbeddedAgentServer:
             "OH_BASH_EVENTS_DIR": str(self.state_dir / "bash_events"),
             "OH_CONVERSATION_WORKTREE_ROOT": str(self.state_dir / "worktrees"),
             "OPENHANDS_AGENT_SERVER_CONFIG_PATH": str(self.state_dir / "config.json"),
+            # tmux daemonizes, so its servers outlive a killed agent server; with their sockets
+            # in a directory of ours, they can be found and stopped after it exits.
+            "TMUX_TMPDIR": str(self.tmux_dir),
             # Otherwise LiteLLM downloads its model price list at import.
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         }
