@@ -49,6 +49,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     pending_working = False
     flush_handle = None
     send_lock = None
+    # Set once the socket is accepted for a session; until the group is joined, each receive
+    # from the layer tries to join it.
+    wants_group = False
+    in_group = False
 
     # Channels assigns the layer's receive function to `channel_receive` before dispatching; the
     # setter keeps it and the consumer waits on a version that survives a Redis restart.
@@ -64,6 +68,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         """Wait for the next channel-layer message, riding out failures of the layer."""
         delay = LAYER_RETRY_FIRST_SECONDS
         while True:
+            if self.wants_group and not self.in_group:
+                await self.rejoin_group()
             try:
                 return await self.layer_receive()
             except Exception as error:
@@ -71,22 +77,26 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 logger.warning(
                     "Channel layer failed for session %s (%s); retrying in %s s", session, error, delay
                 )
+                # A restarted Redis has forgotten group memberships.
+                self.in_group = False
             await asyncio.sleep(delay)
             delay = min(delay * 2, LAYER_RETRY_MAX_SECONDS)
-            await self.rejoin_group()
 
-    async def rejoin_group(self):
-        # A restarted Redis has forgotten group memberships and the events sent meanwhile: join
-        # again, then catch up from the database.
-        if self.conversation is None:
-            return
+    async def join_group(self):
+        """Join the session's group; return False if the channel layer failed."""
         try:
             await self.channel_layer.group_add(group_name(self.conversation.id), self.channel_name)
         except Exception as error:
-            logger.debug("Rejoining the group of %s failed: %s", self.conversation.id, error)
-            return
-        logger.info("WebSocket of session %s rejoined its group", self.conversation.id)
-        await self.send_stored_events(final=False)
+            logger.debug("WebSocket of session %s could not join its group: %s", self.conversation.id, error)
+            return False
+        self.in_group = True
+        return True
+
+    async def rejoin_group(self):
+        # Events sent while the socket was out of its group are in the database only.
+        if await self.join_group():
+            logger.info("WebSocket of session %s rejoined its group", self.conversation.id)
+            await self.send_stored_events(final=False)
 
     async def connect(self):
         self.pending = []
@@ -123,15 +133,29 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         # Join first, read second: live events that arrive meanwhile wait in the channel and are
         # dropped later if the replay already contained them.
         self.last_sent_seq = after
-        await self.channel_layer.group_add(group_name(self.conversation.id), self.channel_name)
-        logger.debug("WebSocket joined session %s after event %s", self.conversation.id, after)
+        self.wants_group = True
+        if await self.join_group():
+            logger.debug("WebSocket joined session %s after event %s", self.conversation.id, after)
+        else:
+            # The stored events still go out, and the receive loop joins the group after the
+            # layer's next failure. NOTE: if the layer recovered before the receive failed, the
+            # socket stays out of its group until the layer fails again.
+            logger.warning(
+                "WebSocket of session %s could not join its group: the channel layer failed",
+                self.conversation.id,
+            )
         await self.send_stored_events(final=False)
 
     async def disconnect(self, code):
         if self.flush_handle is not None:
             self.flush_handle.cancel()
+        if self.wants_group:
+            try:
+                await self.channel_layer.group_discard(group_name(self.conversation.id), self.channel_name)
+            except Exception as error:
+                # Redis drops the membership itself after the group expiry.
+                logger.debug("WebSocket of session %s could not leave its group: %s", self.conversation.id, error)
         if self.conversation is not None:
-            await self.channel_layer.group_discard(group_name(self.conversation.id), self.channel_name)
             logger.debug("WebSocket left session %s with code %s", self.conversation.id, code)
 
     # Connection checks

@@ -17,6 +17,7 @@ title generation) also get plain text. Every request is kept in `requests` for a
 """
 import json
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -30,14 +31,18 @@ DEFAULT_MODEL = "openai/scripted"
 class ScriptedLLM:
     """An HTTP server on 127.0.0.1 that returns chat completions chosen by message directives."""
 
-    def __init__(self, timeout_seconds=30.0):
+    def __init__(self, timeout_seconds=30.0, port=0):
         # How long `FAIL timeout` waits; tests set the client timeout well below this.
         self.timeout_seconds = timeout_seconds
+        # 0 picks a free port at the first start. Later starts bind the same port again.
+        self.port = port
         self.requests = []
         self._lock = threading.Lock()
         self._server = None
         self._thread = None
         self._stopping = threading.Event()
+        # Accepted client sockets, which stop() closes so that kept-alive connections end too.
+        self._connections = set()
 
     @property
     def base_url(self):
@@ -46,7 +51,9 @@ class ScriptedLLM:
 
     def start(self):
         handler = type("Handler", (_Handler,), {"llm": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._stopping.clear()
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        self.port = self._server.server_address[1]
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="scripted-llm", daemon=True
@@ -56,10 +63,26 @@ class ScriptedLLM:
         return self
 
     def stop(self):
+        """Stop listening and close every open connection, as a server that went down does."""
         self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                # Already closed by the client.
+                pass
         self._thread.join(timeout=5)
+
+    def track(self, connection, open):
+        with self._lock:
+            if open:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
 
     def record(self, path, body):
         with self._lock:
@@ -207,6 +230,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format, *args):
         logger.debug("Scripted LLM: " + format, *args)
+
+    def setup(self):
+        super().setup()
+        self.llm.track(self.connection, open=True)
+
+    def finish(self):
+        self.llm.track(self.connection, open=False)
+        super().finish()
 
     def do_GET(self):
         self.llm.record(self.path, None)

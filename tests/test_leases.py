@@ -80,3 +80,24 @@ def test_release_frees_lease(live):
     leases.release(live.pk, owner="a")
 
     assert leases.claim(live.pk, 30, owner="b")
+
+
+def test_started_session_not_orphaned(alice):
+    conversation = Conversation.objects.create(owner=alice[0], status=Status.STARTING)
+    Conversation.objects.filter(pk=conversation.pk).update(
+        upstream_id="up-3", **leases.lease_fields(30, owner="a")
+    )
+
+    claimed = leases.claim_orphans(30, limit=10, owner="b")
+
+    assert claimed == []
+    assert leases.claim(conversation.pk, 30, owner="a")
+
+
+def test_claim_orphans_skips_error_sessions(live):
+    Conversation.objects.filter(pk=live.pk).update(status=Status.ERROR)
+
+    claimed = leases.claim_orphans(30, limit=10, owner="b")
+
+    assert claimed == []
+    assert leases.claim(live.pk, 30, owner="b")

@@ -54,6 +54,11 @@ class AgentServerRuntime:
         # GitHub tokens of sessions whose clone has not succeeded yet, kept in memory only so
         # that a retry can clone again.
         self._pending_tokens = {}
+        # Sessions whose start-up failed, so that their next message retries it. Their status
+        # does not show it, because services.send_message sets "running" before it calls here.
+        # NOTE: kept in memory only, so after a restart of this process the next message goes
+        # straight to the agent, without the clone that failed.
+        self._failed_startups = set()
         self._lease_keeper = None
 
     # Synchronous interface for sessions.services.
@@ -83,7 +88,8 @@ class AgentServerRuntime:
         workspace = self._workspace_for(conversation)
 
         type(conversation).objects.filter(pk=conversation.pk).update(
-            agent_server_url=server_url, upstream_id=upstream_id, workspace=workspace
+            agent_server_url=server_url, upstream_id=upstream_id, workspace=workspace,
+            **leases.lease_fields(settings.RELAY_LEASE_SECONDS),
         )
         conversation.agent_server_url = server_url
         conversation.upstream_id = upstream_id
@@ -231,10 +237,14 @@ class AgentServerRuntime:
             else:
                 await self._store.set_status(conversation_id, "idle", "The agent is ready.")
         except (AgentServerError, CloneFailed) as error:
+            self._failed_startups.add(conversation_id)
             await self._fail(conversation_id, str(error), type(error).__name__)
         except Exception as error:
+            self._failed_startups.add(conversation_id)
             logger.exception("Session %s could not start", conversation_id)
             await self._fail(conversation_id, f"The session could not start: {error}", "StartFailed")
+        else:
+            self._failed_startups.discard(conversation_id)
 
     async def _create_upstream(self, client, conversation_id, upstream_id, workspace, token):
         try:
@@ -257,7 +267,7 @@ class AgentServerRuntime:
     async def _send_message(self, conversation_id, server_url, upstream_id, workspace, repository, text):
         async with self._lock(conversation_id):
             status = await run_orm(_status_of, conversation_id)
-            if status == "error":
+            if status == "error" or conversation_id in self._failed_startups:
                 await self._retry(conversation_id, server_url, upstream_id, workspace, repository, text)
                 return
             try:
@@ -289,6 +299,7 @@ class AgentServerRuntime:
     async def _end(self, conversation_id, server_url, upstream_id):
         async with self._lock(conversation_id):
             self._pending_tokens.pop(conversation_id, None)
+            self._failed_startups.discard(conversation_id)
             await self._stop_relay(conversation_id)
             if upstream_id:
                 await self._delete_upstream(conversation_id, server_url, upstream_id)

@@ -90,6 +90,15 @@ def claim(conversation_id, seconds, owner=PROCESS_IDENTITY, dead_owners=()):
     return bool(claimed)
 
 
+def lease_fields(seconds, owner=PROCESS_IDENTITY):
+    """Return the field values that give `owner` the lease of a conversation it is starting.
+
+    Set in the same UPDATE as `upstream_id`: the conversation becomes claimable when that is
+    set, and another process would otherwise take it over before its upstream exists.
+    """
+    return {"relay_owner": owner, "relay_lease_expires_at": expires_in(seconds)}
+
+
 def renew(conversation_ids, seconds, owner=PROCESS_IDENTITY):
     """Extend this owner's leases; return the ids it still holds (ended ones are dropped)."""
     held = live_with_agent().filter(pk__in=list(conversation_ids), relay_owner=owner)
@@ -98,10 +107,16 @@ def renew(conversation_ids, seconds, owner=PROCESS_IDENTITY):
 
 
 def claim_orphans(seconds, limit, owner=PROCESS_IDENTITY):
-    """Claim up to `limit` live conversations whose lease is free or expired; return their ids."""
+    """Claim up to `limit` live conversations whose lease is free or expired; return their ids.
+
+    Sessions in error are skipped: their agent has stopped, or their relay stopped for good
+    because the upstream conversation is gone (the relay sets that status). A message that
+    reaches the agent of such a session claims its lease again.
+    """
     dead_owners = dead_local_owners() if owner == PROCESS_IDENTITY else []
     candidates = list(
         live_with_agent()
+        .exclude(status=Status.ERROR)
         .filter(claimable(dead_owners))
         .order_by("created_at")
         .values_list("pk", flat=True)[:limit]

@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 
 MAX_RECONNECT_DELAY_SECONDS = 30
 OPEN_TIMEOUT_SECONDS = 10
+# Seconds without a frame after which a connection's replay counts as over. A live event also
+# ends it.
+REPLAY_QUIET_SECONDS = 0.5
 
 # Close codes of the agent server's event socket (openhands-agent-server 1.58.2).
 CLOSE_AUTH_FAILED = 4001
@@ -58,6 +61,8 @@ class EventRelay:
         # The newest upstream timestamp seen, as the server wrote it (naive, its local time).
         self._cursor = None
         self._snapshot_time = None
+        # The status of the latest snapshot, until the replay that follows it has been stored.
+        self._snapshot_status = None
         self._stopping = False
         self._outage_reported = False
         # The agent server of the latest connection attempt, named when it cannot be reached.
@@ -81,6 +86,11 @@ class EventRelay:
                 delay = 1
             except RelayStopped as error:
                 logger.warning("Relay of conversation %s stopped: %s", self.conversation_id, error)
+                # The error status keeps the lease keepers from starting this relay again and
+                # again; set_status leaves an ended session as it is.
+                await self._store.set_status(
+                    self.conversation_id, "error", f"The agent's events can no longer be followed: {error}."
+                )
                 return
             except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.ConnectionClosed) as error:
                 await self._report_outage(error)
@@ -100,8 +110,14 @@ class EventRelay:
             # First-frame authentication keeps the key out of URLs and access logs.
             await socket.send(json.dumps({"type": "auth", "session_api_key": api_key}))
             logger.info("Relay of conversation %s connected to %s", self.conversation_id, base_url)
+            # A snapshot that an earlier connection left unapplied is superseded by this one's.
+            self._snapshot_status = None
             try:
-                async for frame in socket:
+                while True:
+                    try:
+                        frame = await self._receive(socket)
+                    except websockets.ConnectionClosedOK:
+                        break
                     if self._stopping:
                         return
                     await self._handle_frame(frame)
@@ -110,6 +126,16 @@ class EventRelay:
                 raise
             # The server closed the socket with a normal code, or it ended without a code.
             self._raise_for_close_code(socket.close_code, socket.close_reason)
+
+    async def _receive(self, socket):
+        """Return the next frame, applying the snapshot's status once the replay goes quiet."""
+        while self._snapshot_status is not None:
+            try:
+                # websockets documents that cancelling recv() of its asyncio API loses no frame.
+                return await asyncio.wait_for(socket.recv(), REPLAY_QUIET_SECONDS)
+            except TimeoutError:
+                await self._apply_snapshot_status()
+        return await socket.recv()
 
     def _raise_for_close(self, closed):
         if closed.rcvd is not None:
@@ -145,6 +171,8 @@ class EventRelay:
         if upstream.get("key") == "full_state":
             await self._handle_snapshot(upstream)
             return
+        if self._snapshot_status is not None and not self._is_replayed(upstream):
+            await self._apply_snapshot_status()
 
         upstream_id = upstream.get("id")
         if not upstream_id or upstream_id in self._seen:
@@ -173,10 +201,20 @@ class EventRelay:
         if not self._apply_snapshot:
             self._apply_snapshot = True
             return
+        # Applied after the replayed events, so that a relay taking over a finished turn stores
+        # its output before the status that ends it.
+        self._snapshot_status = status
+
+    async def _apply_snapshot_status(self):
+        status, self._snapshot_status = self._snapshot_status, None
         if status == "idle" or (self._run_expected and status not in ("running", "error")):
             return
         if status in STATUS_DESCRIPTIONS:
             await self._store.set_status(self.conversation_id, status, STATUS_DESCRIPTIONS[status])
+
+    def _is_replayed(self, upstream):
+        timestamp = parse_upstream_timestamp(upstream.get("timestamp"))
+        return bool(self._snapshot_time and timestamp and timestamp < self._snapshot_time)
 
     async def _apply_status_event(self, event):
         # A replayed status change is older than the snapshot, which already gave the status.
