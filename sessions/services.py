@@ -59,8 +59,10 @@ def title_from_message(message):
 
 def send_message(conversation, text):
     """Store the user's message as an event and hand it to the agent."""
-    # The caller's copy may be older than an end through another request or process.
-    if conversation.is_ended or is_ended(conversation.pk):
+    # The caller's copy may be older than a change through another request or process, and
+    # the runtime reads the status from before this message (to retry a session in error).
+    conversation.refresh_from_db(fields=["status"])
+    if conversation.is_ended:
         raise SessionEnded()
 
     runtime = get_runtime()
@@ -70,10 +72,6 @@ def send_message(conversation, text):
     event = record_user_message(conversation.id, text)
     runtime.send_message(conversation, text)
     return event
-
-
-def is_ended(conversation_id):
-    return Conversation.objects.filter(pk=conversation_id, status=Status.ENDED).exists()
 
 
 def record_user_message(conversation_id, text):

@@ -101,3 +101,15 @@ def test_claim_orphans_skips_error_sessions(live):
 
     assert claimed == []
     assert leases.claim(live.pk, 30, owner="b")
+
+
+def test_claim_orphans_only_reachable_servers(live, alice):
+    Conversation.objects.filter(pk=live.pk).update(agent_server_url="http://127.0.0.1:1")
+    elsewhere = Conversation.objects.create(
+        owner=alice[0], status=Status.IDLE, upstream_id="up-3", agent_server_url="embedded:other"
+    )
+
+    claimed = leases.claim_orphans(30, limit=10, owner="b", servers=["http://127.0.0.1:1"])
+
+    assert claimed == [live.pk]
+    assert elsewhere.pk not in claimed

@@ -5,6 +5,7 @@ one background event loop, which owns the HTTP clients, the relays and the sessi
 """
 import asyncio
 import atexit
+import hashlib
 import logging
 
 import httpx
@@ -23,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 # The value of Conversation.agent_server_url for the supervised server, whose port changes
 # when it restarts.
-EMBEDDED = "embedded"
+EMBEDDED_PREFIX = "embedded:"
 
 # Most orphaned conversations one process takes over per lease round, so that after a crash
 # the survivors share the work instead of the first one taking everything.
@@ -54,10 +55,9 @@ class AgentServerRuntime:
         # GitHub tokens of sessions whose clone has not succeeded yet, kept in memory only so
         # that a retry can clone again.
         self._pending_tokens = {}
-        # Sessions whose start-up failed, so that their next message retries it. Their status
-        # does not show it, because services.send_message sets "running" before it calls here.
-        # NOTE: kept in memory only, so after a restart of this process the next message goes
-        # straight to the agent, without the clone that failed.
+        # Sessions whose start-up failed in this process. A later message retries the start-up
+        # when the session is in error, and also when a message sent meanwhile replaced that
+        # status with running.
         self._failed_startups = set()
         self._lease_keeper = None
 
@@ -82,7 +82,7 @@ class AgentServerRuntime:
         self._pick_external_server()
 
     def start_session(self, conversation, github_token, initial_message):
-        server_url = EMBEDDED if self._embedded is not None else self._pick_external_server()
+        server_url = self._embedded_name() if self._embedded is not None else self._pick_external_server()
         # The upstream conversation gets the session's id, so it is known before it exists.
         upstream_id = str(conversation.id)
         workspace = self._workspace_for(conversation)
@@ -104,9 +104,12 @@ class AgentServerRuntime:
         logger.info("Session %s is starting on %s", conversation.id, server_url)
 
     def send_message(self, conversation, text):
+        # `conversation.status` is the status from before this message: services set
+        # "running" in the database only.
         self._loop.submit(self._send_message(
             conversation.id, conversation.agent_server_url, conversation.upstream_id,
             conversation.workspace, conversation.selected_repository, text,
+            retry=conversation.status == "error",
         ))
 
     def interrupt(self, conversation):
@@ -126,6 +129,11 @@ class AgentServerRuntime:
 
     def shutdown(self):
         """Stop relays and the embedded server; for tests and orderly exits."""
+        # At interpreter exit the worker threads that run ORM calls are already gone, so the
+        # lease keeper stops first instead of failing its rounds.
+        keeper = self._lease_keeper
+        if keeper is not None:
+            self._loop.loop.call_soon_threadsafe(keeper.cancel)
         for relay in list(self._relays.values()):
             relay.stop()
         try:
@@ -171,6 +179,17 @@ class AgentServerRuntime:
         # Ties go to the first listed server, so the order of the variable is a preference.
         return min(ready, key=lambda url: load.get(url, 0))
 
+    def _embedded_name(self):
+        # Processes that share a database may each run an embedded server in their own data
+        # dir, so the name says which one hosts the session.
+        digest = hashlib.sha256(str(self._embedded.state_dir.resolve()).encode()).hexdigest()
+        return f"{EMBEDDED_PREFIX}{digest[:16]}"
+
+    def _reachable_servers(self):
+        if self._embedded is not None:
+            return [self._embedded_name()]
+        return [url.rstrip("/") for url in settings.OPENHANDS_AGENT_SERVER_URL]
+
     def _workspace_for(self, conversation):
         if self._embedded is not None:
             return str(self._embedded.state_dir / "workspaces" / conversation.id.hex)
@@ -182,7 +201,7 @@ class AgentServerRuntime:
     async def _server(self, server_url):
         """Return (base_url, api_key) of the server that `server_url` names, waiting for an
         embedded server to be ready."""
-        if server_url == EMBEDDED:
+        if server_url.startswith(EMBEDDED_PREFIX):
             if self._embedded is None:
                 raise AgentServerError("This session ran on an embedded agent server, but OPENHANDS_AGENT_SERVER_URL is now set.")
             self._embedded.start()
@@ -264,10 +283,9 @@ class AgentServerRuntime:
         await self._store.record_error(conversation_id, message, code=code)
         await self._store.set_status(conversation_id, "error", message)
 
-    async def _send_message(self, conversation_id, server_url, upstream_id, workspace, repository, text):
+    async def _send_message(self, conversation_id, server_url, upstream_id, workspace, repository, text, retry):
         async with self._lock(conversation_id):
-            status = await run_orm(_status_of, conversation_id)
-            if status == "error" or conversation_id in self._failed_startups:
+            if retry or conversation_id in self._failed_startups:
                 await self._retry(conversation_id, server_url, upstream_id, workspace, repository, text)
                 return
             try:
@@ -417,19 +435,16 @@ class AgentServerRuntime:
 
     async def _take_over_orphans(self):
         claimed = await run_orm(
-            leases.claim_orphans, settings.RELAY_LEASE_SECONDS, limit=ORPHANS_PER_ROUND
+            leases.claim_orphans,
+            settings.RELAY_LEASE_SECONDS,
+            limit=ORPHANS_PER_ROUND,
+            servers=self._reachable_servers(),
         )
         if not claimed:
             return
         targets = await run_orm(_relay_targets, claimed)
         for conversation_id, server_url, upstream_id in targets:
             self._start_relay(conversation_id, server_url, upstream_id)
-
-
-def _status_of(conversation_id):
-    from sessions.models import Conversation
-
-    return Conversation.objects.filter(pk=conversation_id).values_list("status", flat=True).first()
 
 
 def live_sessions_per_server(urls):

@@ -106,17 +106,21 @@ def renew(conversation_ids, seconds, owner=PROCESS_IDENTITY):
     return set(held.values_list("pk", flat=True))
 
 
-def claim_orphans(seconds, limit, owner=PROCESS_IDENTITY):
+def claim_orphans(seconds, limit, owner=PROCESS_IDENTITY, servers=None):
     """Claim up to `limit` live conversations whose lease is free or expired; return their ids.
 
     Sessions in error are skipped: their agent has stopped, or their relay stopped for good
     because the upstream conversation is gone (the relay sets that status). A message that
-    reaches the agent of such a session claims its lease again.
+    reaches the agent of such a session claims its lease again. With `servers`, only sessions
+    on those agent servers are claimed, because another process's embedded server is out of
+    reach.
     """
     dead_owners = dead_local_owners() if owner == PROCESS_IDENTITY else []
+    sessions = live_with_agent().exclude(status=Status.ERROR)
+    if servers is not None:
+        sessions = sessions.filter(agent_server_url__in=list(servers))
     candidates = list(
-        live_with_agent()
-        .exclude(status=Status.ERROR)
+        sessions
         .filter(claimable(dead_owners))
         .order_by("created_at")
         .values_list("pk", flat=True)[:limit]

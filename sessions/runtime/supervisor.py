@@ -9,6 +9,7 @@ atexit for a normal exit), so it is never orphaned.
 import atexit
 import ctypes
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -36,6 +38,8 @@ MAX_RESTART_DELAY_SECONDS = 30
 # A server that ran this long before dying restarts without delay.
 STABLE_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 10
+# Longest tmux directory whose sockets stay within the 107-byte limit of a Unix socket path.
+TMUX_DIR_MAX_LENGTH = 50
 # How often a process without the lock checks whether it can take over.
 FOLLOWER_POLL_SECONDS = 5
 
@@ -193,7 +197,12 @@ class EmbeddedAgentServer:
     @property
     def tmux_dir(self):
         path = self.state_dir / "tmux"
-        path.mkdir(parents=True, exist_ok=True)
+        # A Unix socket path has at most 107 bytes, and tmux adds "/tmux-UID/" and a
+        # 41-character socket name; a deep data dir gets a short directory of its own instead.
+        if len(str(path)) > TMUX_DIR_MAX_LENGTH:
+            digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:16]
+            path = Path(tempfile.gettempdir()) / f"openhands-api-tmux-{digest}"
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
         return path
 
     def stop_tmux_servers(self):
