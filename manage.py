@@ -6,9 +6,14 @@ import sys
 
 def main():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "openhands_api.settings")
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    try:
+        execute_from_command_line(sys.argv)
+    except ImproperlyConfigured as error:
+        # An invalid environment variable: its message names the variable and the fix.
+        sys.exit(f"Configuration error: {error}")
 
 
 if __name__ == "__main__":

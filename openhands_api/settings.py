@@ -8,14 +8,15 @@ from openhands_api import config
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DATA_DIR = Path(config.env_str("OPENHANDS_API_DATA_DIR") or BASE_DIR / ".data").resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# Private: it keeps the secret key, the SQLite database and the agent server's keys.
+DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 SECRET_KEY = config.secret_key(DATA_DIR)
 DEBUG = config.env_bool("DEBUG", default=False)
 ALLOWED_HOSTS = config.env_list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
 # Browser origins allowed to open the WebSocket; clients that send no Origin are always allowed.
-WEBSOCKET_ALLOWED_ORIGINS = config.env_list("WEBSOCKET_ALLOWED_ORIGINS")
+WEBSOCKET_ALLOWED_ORIGINS = config.env_url_list("WEBSOCKET_ALLOWED_ORIGINS", ("http", "https"))
 
 INSTALLED_APPS = [
     # daphne before staticfiles, so `manage.py runserver` serves ASGI (HTTP and WebSocket).

@@ -109,17 +109,17 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
         if not self.origin_allowed():
             logger.info("WebSocket for %s rejected: origin %s not allowed", conversation_id, self.origin())
-            await self.close(CLOSE_FORBIDDEN_ORIGIN)
+            await self.close(CLOSE_FORBIDDEN_ORIGIN, "Origin not allowed")
             return
         if self.scope.get("auth_error"):
             logger.info("WebSocket for %s rejected: %s", conversation_id, self.scope["auth_error"])
-            await self.close(CLOSE_UNAUTHORIZED)
+            await self.close(CLOSE_UNAUTHORIZED, "Missing or invalid API key")
             return
 
         self.conversation = await self.find_live_conversation(conversation_id)
         if self.conversation is None:
             logger.info("WebSocket for %s rejected: no such live session for this key", conversation_id)
-            await self.close(CLOSE_NOT_FOUND)
+            await self.close(CLOSE_NOT_FOUND, "Session not found or ended")
             return
 
         try:
@@ -327,12 +327,16 @@ def parse_command(text):
     if not isinstance(value, dict):
         return {"type": "message", "content": text}
 
-    command_type = value.get("type")
+    if "type" not in value:
+        raise BadInput(f"Missing field 'type' in a command: known types are {', '.join(COMMANDS)}.")
+    command_type = value["type"]
     if command_type not in COMMANDS:
         raise BadInput(
             f"Unknown command type {command_type!r}: known types are {', '.join(COMMANDS)}."
         )
-    if command_type == "message" and not isinstance(value.get("content"), str):
+    if command_type == "message" and "content" not in value:
+        raise BadInput("Missing field 'content' in a message command.")
+    if command_type == "message" and not isinstance(value["content"], str):
         raise BadInput("Field 'content' of a message command must be a string.")
     return value
 

@@ -120,6 +120,11 @@ class AgentServerRuntime:
 
     def resume(self):
         """Restart the relays of all live sessions; called once when a server process starts."""
+        missing = missing_llm_settings()
+        if missing:
+            logger.warning(
+                "No LLM is configured: POST /sessions answers 503 until %s is set", ", ".join(missing)
+            )
         if self._embedded is not None:
             self._embedded.start()
         # Registered after the embedded server's own exit handler, so it runs first: relays
