@@ -15,7 +15,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from sessions import services
-from sessions.events import ENDED_MESSAGE, group_name, is_working
+from sessions.events import group_name, is_working
 from sessions.middleware import PROTOCOL_NAME, header_value
 from sessions.models import Conversation, parse_conversation_id
 

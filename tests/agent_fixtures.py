@@ -35,13 +35,21 @@ def embedded_agent_server(tmp_path_factory):
     """A supervised agent server subprocess with its own data dir."""
     from sessions.runtime.supervisor import EmbeddedAgentServer
 
-    server = EmbeddedAgentServer(tmp_path_factory.mktemp("agent-data"))
+    server = start_agent_server(EmbeddedAgentServer(tmp_path_factory.mktemp("agent-data")))
+    yield server
+    server.stop()
+
+
+def start_agent_server(server):
+    """Start a supervised agent server and wait until it is ready, or fail the test."""
     server.start()
     if not server.wait_ready(READY_TIMEOUT_SECONDS):
         server.stop()
-        pytest.fail(f"The agent server was not ready after {READY_TIMEOUT_SECONDS} s: {server.last_error}; see {server.log_path}")
-    yield server
-    server.stop()
+        pytest.fail(
+            f"The agent server was not ready after {READY_TIMEOUT_SECONDS} s: "
+            f"{server.last_error}; see {server.log_path}"
+        )
+    return server
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from django.conf import settings
 from websockets.exceptions import ConnectionClosed
 
 from sessions.models import Conversation, Event
-from tests.agent_fixtures import LLM_TEST_TIMEOUT_SECONDS, READY_TIMEOUT_SECONDS
+from tests.agent_fixtures import LLM_TEST_TIMEOUT_SECONDS, start_agent_server
 from tests.servers import DaphneServer, free_port
 
 USES_POSTGRESQL = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
@@ -121,11 +121,7 @@ def second_agent_server(tmp_path_factory, embedded_agent_server):
     key_path.parent.mkdir(parents=True)
     key_path.write_text(embedded_agent_server.api_key)
 
-    server = EmbeddedAgentServer(data_dir)
-    server.start()
-    if not server.wait_ready(READY_TIMEOUT_SECONDS):
-        server.stop()
-        pytest.fail(f"The second agent server was not ready: {server.last_error}; see {server.log_path}")
+    server = start_agent_server(EmbeddedAgentServer(data_dir))
     yield server
     server.stop()
 
