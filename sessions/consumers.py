@@ -54,8 +54,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     wants_group = False
     in_group = False
 
-    # Channels assigns the layer's receive function to `channel_receive` before dispatching; the
-    # setter keeps it and the consumer waits on a version that survives a Redis restart.
+    # Channels assigns the layer's receive function to `channel_receive` before dispatching. The
+    # setter keeps it, and the consumer waits on a version that survives a Redis restart.
     @property
     def channel_receive(self):
         return self.receive_from_layer

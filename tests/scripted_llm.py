@@ -302,7 +302,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
-            # The client gave up (timeout or interrupt), so there is nobody to respond to.
+            # The client gave up (timeout or interrupt), so no client is waiting for the response.
             pass
 
     def send_stream(self, completion):

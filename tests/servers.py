@@ -2,7 +2,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,14 +12,10 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
+from sessions.runtime.supervisor import free_port
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 START_TIMEOUT_SECONDS = 30
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_database_url():

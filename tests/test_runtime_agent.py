@@ -4,7 +4,6 @@ These tests exercise the REST client, the event mapping and the relay directly, 
 in-memory store in place of the database.
 """
 import asyncio
-import socket
 import uuid
 
 import pytest
@@ -14,6 +13,7 @@ from sessions.runtime.agent_spec import describe_llm, start_conversation_body
 from sessions.runtime.client import AgentServerClient, AgentServerError
 from sessions.runtime.event_mapping import map_event, parse_upstream_timestamp
 from sessions.runtime.relay import EventRelay
+from sessions.runtime.supervisor import free_port
 
 FINAL_STATUSES = {"finished", "error", "stuck", "paused", "idle"}
 WAIT_SECONDS = 40
@@ -110,12 +110,6 @@ async def harness(embedded_agent_server, llm_settings, tmp_path):
     harness = AgentHarness(embedded_agent_server, tmp_path)
     yield harness
     await harness.close()
-
-
-def closed_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # Mapping of recorded upstream shapes (openhands-agent-server 1.58.2), no server needed.
@@ -277,7 +271,7 @@ async def test_llm_failure_becomes_error(harness, directive, expected):
 @pytest.mark.agent
 @pytest.mark.asyncio
 async def test_unreachable_llm_named(harness, settings):
-    settings.LLM_BASE_URL = f"http://127.0.0.1:{closed_port()}/v1"
+    settings.LLM_BASE_URL = f"http://127.0.0.1:{free_port()}/v1"
     await harness.start("SAY never answered")
 
     assert await harness.wait_final() == "error"
@@ -344,7 +338,7 @@ async def test_resumed_relay_skips_stored_events(harness):
 @pytest.mark.asyncio
 async def test_unreachable_server_reported_once():
     store = MemoryStore()
-    port = closed_port()
+    port = free_port()
 
     async def server():
         return f"http://127.0.0.1:{port}", "unused-key"
@@ -657,7 +651,7 @@ def test_check_available_names_unreachable_server(settings):
     from sessions.runtime.agent_server import AgentServerRuntime
 
     settings.LLM_MODEL = "openai/scripted"
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     settings.OPENHANDS_AGENT_SERVER_URL = [url]
 
     with pytest.raises(RuntimeUnavailable) as raised:

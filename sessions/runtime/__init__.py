@@ -15,7 +15,7 @@ RUNTIMES = {
 
 
 class RuntimeUnavailable(Exception):
-    """No agent can be started now; the message says what the operator should do."""
+    """No agent can be started now; the message states what the operator should do."""
 
 
 @functools.cache

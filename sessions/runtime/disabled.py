@@ -1,4 +1,4 @@
-"""A runtime that runs no agent: messages are stored and nothing answers them.
+"""A runtime that runs no agent: messages are stored and no agent replies to them.
 
 For tests of the REST and WebSocket layers, which need no LLM.
 """
@@ -8,7 +8,7 @@ logger = logging.getLogger(__name__)
 
 
 class DisabledRuntime:
-    # Nothing ever answers, so sending a message does not make the session busy.
+    # No agent ever replies, so sending a message does not make the session busy.
     runs_agents = False
 
     def check_available(self):

@@ -2,8 +2,8 @@
 
 A lease is two columns of the conversation row, `relay_owner` and `relay_lease_expires_at`,
 changed by conditional UPDATEs, so PostgreSQL (or SQLite, for one machine) decides atomically who
-wins a race. The database, not Redis, keeps leases because it is the record the relays write to:
-a Redis restart must not hand every conversation to a second relay, and expiry is measured on the
+wins a race. The database, not Redis, keeps leases because it is the record the relays write to,
+so a Redis restart cannot hand every conversation to a second relay. Expiry is measured on the
 database server's clock, so processes on machines with skewed clocks still agree.
 
 The owner renews its leases every few seconds. When it dies, its leases expire and another
@@ -32,7 +32,7 @@ def expires_in(seconds):
 
 
 def claimable(dead_owners=()):
-    """Return the filter of leases that nobody holds or whose holder stopped renewing."""
+    """Return the filter of leases that no process holds or whose holder stopped renewing."""
     condition = (
         Q(relay_owner="")
         | Q(relay_lease_expires_at__isnull=True)

@@ -38,7 +38,8 @@ MAX_RESTART_DELAY_SECONDS = 30
 # A server that ran this long before dying restarts without delay.
 STABLE_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 10
-# Longest tmux directory whose sockets stay within the 107-byte limit of a Unix socket path.
+# Maximum length of a tmux directory whose sockets stay within the 107-byte limit of a Unix
+# socket path.
 TMUX_DIR_MAX_LENGTH = 50
 # How often a process without the lock checks whether it can take over.
 FOLLOWER_POLL_SECONDS = 5
@@ -198,7 +199,7 @@ class EmbeddedAgentServer:
     def tmux_dir(self):
         path = self.state_dir / "tmux"
         # A Unix socket path has at most 107 bytes, and tmux adds "/tmux-UID/" and a
-        # 41-character socket name; a deep data dir gets a short directory of its own instead.
+        # 41-character socket name. A deep data dir therefore gets a short directory of its own.
         if len(str(path)) > TMUX_DIR_MAX_LENGTH:
             digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:16]
             path = Path(tempfile.gettempdir()) / f"openhands-api-tmux-{digest}"
@@ -242,7 +243,7 @@ class EmbeddedAgentServer:
             "OH_BASH_EVENTS_DIR": str(self.state_dir / "bash_events"),
             "OH_CONVERSATION_WORKTREE_ROOT": str(self.state_dir / "worktrees"),
             "OPENHANDS_AGENT_SERVER_CONFIG_PATH": str(self.state_dir / "config.json"),
-            # tmux daemonizes, so its servers outlive a killed agent server; with their sockets
+            # tmux daemonizes, so its servers outlive a killed agent server. With their sockets
             # in a directory of ours, they can be found and stopped after it exits.
             "TMUX_TMPDIR": str(self.tmux_dir),
             # Otherwise LiteLLM downloads its model price list at import.
